@@ -1,0 +1,1 @@
+"""Conventions shared by every layer: seeds, result objects, safe file writes."""

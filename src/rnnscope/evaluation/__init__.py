@@ -1,0 +1,1 @@
+"""How well a trained network does its job: emission fidelity, behaviour against Bayesian baselines."""

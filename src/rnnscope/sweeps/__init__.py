@@ -1,0 +1,1 @@
+"""Grids of runs on a local process pool or an existing Dask/SLURM cluster."""

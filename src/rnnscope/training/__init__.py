@@ -1,0 +1,1 @@
+"""Losses, the training loops, checkpoints, snapshots and logs."""

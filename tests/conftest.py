@@ -1,0 +1,21 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_CHECKPOINT = REPO_ROOT.parent / "shared" / "fixtures" / "hmmrnn_2state_h150_i100.pth"
+
+
+@pytest.fixture
+def reference_checkpoint() -> Path:
+    """The reference authors' 2-state checkpoint; tests using it skip where it is absent."""
+    if not FIXTURE_CHECKPOINT.is_file():
+        pytest.skip(f"reference fixture not found at {FIXTURE_CHECKPOINT}")
+    return FIXTURE_CHECKPOINT
