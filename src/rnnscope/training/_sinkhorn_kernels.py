@@ -161,14 +161,15 @@ static float g_at(const void *G, int bf16, int64_t ldg, int64_t i, int64_t j) {
     return bf16 ? bf16_to_f32(((const uint16_t *)G)[i * ldg + j]) : ((const float *)G)[i * ldg + j];
 }
 
-/* One pass shared by worker threads: rows are handed out ROW_CHUNK at a time; every worker adds
-   its column sums into its own buffer cols + w * m. */
+/* One pass shared by worker threads: worker w takes the row chunks w, w + stride, w + 2 stride, …
+   (ROW_CHUNK rows each) and adds its column sums into its own buffer cols + w * m. The assignment is
+   static, so every sum is accumulated in the same order on every run: results are bit-reproducible. */
 typedef struct {
     const void *G; int bf16; int64_t ldg, n, m;
     const float *alpha, *beta; float lam;
     float *rows, *cols, *kout;
     int symmetric;
-    int64_t next;
+    int64_t stride;
 } pass_t;
 
 typedef struct { void *task; int w; } worker_t;
@@ -177,9 +178,7 @@ static void *pass_worker(void *arg) {
     worker_t *wk = (worker_t *)arg;
     pass_t *p = (pass_t *)wk->task;
     float *col = p->cols + (int64_t)wk->w * p->m;
-    for (;;) {
-        int64_t i0 = __atomic_fetch_add(&p->next, ROW_CHUNK, __ATOMIC_RELAXED);
-        if (i0 >= p->n) break;
+    for (int64_t i0 = (int64_t)wk->w * ROW_CHUNK; i0 < p->n; i0 += p->stride * ROW_CHUNK) {
         int64_t i1 = i0 + ROW_CHUNK < p->n ? i0 + ROW_CHUNK : p->n;
         const void *G = p->G;
         int bf16 = p->bf16;
@@ -223,12 +222,14 @@ static void run_workers(void *(*fn)(void *), void *task, int nthreads) {
     worker_t workers[64];
     if (nthreads > 64) nthreads = 64;
     if (nthreads < 1) nthreads = 1;
-    int started = 0;
+    int created[64] = {0};
     for (int w = 0; w < nthreads; ++w) { workers[w].task = task; workers[w].w = w; }
-    for (int w = 1; w < nthreads; ++w)
-        if (pthread_create(&threads[w], 0, fn, &workers[w]) == 0) started = w; else break;
+    for (int w = 1; w < nthreads; ++w) created[w] = pthread_create(&threads[w], 0, fn, &workers[w]) == 0;
     fn(&workers[0]);
-    for (int w = 1; w <= started; ++w) pthread_join(threads[w], 0);
+    /* a worker whose thread could not be started runs here, so its static share is never skipped */
+    for (int w = 1; w < nthreads; ++w) {
+        if (created[w]) pthread_join(threads[w], 0); else fn(&workers[w]);
+    }
 }
 
 static int in_range(float s) { return s > SUM_LO && s < SUM_HI; }
@@ -252,7 +253,7 @@ int64_t sk_cross_step(const void *G, int bf16, int64_t ldg, int64_t n, int64_t m
     for (int64_t i = 0; i < n; ++i) alpha[i] = (f[i] - hx[i]) / eps;
     for (int64_t j = 0; j < m; ++j) beta[j] = (g[j] - hy[j]) / eps;
     for (int64_t k = 0; k < (int64_t)nthreads * m; ++k) cols[k] = 0.0f;
-    pass_t pass = {G, bf16, ldg, n, m, alpha, beta, lam, rows, cols, kout, 0, 0};
+    pass_t pass = {G, bf16, ldg, n, m, alpha, beta, lam, rows, cols, kout, 0, nthreads < 1 ? 1 : (nthreads > 64 ? 64 : nthreads)};
     run_workers(pass_worker, &pass, nthreads);
     reduce_cols(cols, m, nthreads);
     int64_t bad = 0;
@@ -279,7 +280,7 @@ int64_t sk_self_step(const void *G, int bf16, int64_t ldg, int64_t n, const floa
     float lam = 1.0f / eps;
     for (int64_t i = 0; i < n; ++i) alpha[i] = (h[i] - hx[i]) / eps;
     for (int64_t k = 0; k < (int64_t)nthreads * n; ++k) sums[k] = 0.0f;
-    pass_t pass = {G, bf16, ldg, n, n, alpha, alpha, lam, 0, sums, 0, 1, 0};
+    pass_t pass = {G, bf16, ldg, n, n, alpha, alpha, lam, 0, sums, 0, 1, nthreads < 1 ? 1 : (nthreads > 64 ? 64 : nthreads)};
     run_workers(pass_worker, &pass, nthreads);
     reduce_cols(sums, n, nthreads);
     int64_t bad = 0;
