@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# OpenMP threads that spin while waiting slow every small torch op tenfold when the cores are shared
+# (by test subprocesses or other jobs); passive waiting keeps the suite fast on 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_CHECKPOINT = REPO_ROOT.parent / "shared" / "fixtures" / "hmmrnn_2state_h150_i100.pth"

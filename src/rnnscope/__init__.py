@@ -17,6 +17,23 @@ _LAZY: dict[str, str] = {
     "load_config": "rnnscope.config",
     "apply_overrides": "rnnscope.config",
     "HMMRunConfig": "rnnscope.config",
+    "HMM": "rnnscope.tasks.hmm",
+    "evaluate_emissions": "rnnscope.evaluation.emissions",
+    "EmissionReport": "rnnscope.evaluation.emissions",
+    "NoiseRNN": "rnnscope.models.noise_rnn",
+    "VanillaRNN": "rnnscope.models.vanilla",
+    "load": "rnnscope.models.checkpoints",
+    "save_checkpoint": "rnnscope.models.checkpoints",
+    "export_reference": "rnnscope.models.checkpoints",
+    "train": "rnnscope.pipelines.train",
+    "evaluate": "rnnscope.pipelines.evaluate",
+    "analyze": "rnnscope.pipelines.analyze",
+    "open_run": "rnnscope.training.api",
+    "simulate": "rnnscope.analysis.simulate",
+    "find_fixed_points": "rnnscope.analysis.fixedpoints",
+    "autonomous_collapse": "rnnscope.analysis.fixedpoints",
+    "FixedPointReport": "rnnscope.analysis.fixedpoints",
+    "vector_field": "rnnscope.analysis.vectorfields",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

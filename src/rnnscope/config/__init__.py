@@ -26,3 +26,5 @@ __all__ = [
     "preset",
     "valid_keys",
 ]
+
+from rnnscope.config import ibl as _ibl  # noqa: E402,F401

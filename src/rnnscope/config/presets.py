@@ -62,7 +62,7 @@ def _load_plugins() -> None:
         importlib.import_module(module)
 
 
-_PLUGIN_MODULES: list[str] = []
+_PLUGIN_MODULES: list[str] = ["rnnscope.config.ibl"]
 """Modules imported before presets are listed, so that each system registers its own presets."""
 
 
@@ -158,3 +158,37 @@ def _hmm_cyclic() -> HMMRunConfig:
         epochs=500,
         grad_clip=0.3,
     )
+
+
+@register_preset("demo")
+def _demo() -> HMMRunConfig:
+    config = _paper_hmm_run(
+        "demo",
+        "hmm-two on a small budget: what `rnnscope demo` trains (a few minutes on 2 CPU cores)",
+        _linear_chain(2),
+        seq_len=100,
+        epochs=60,
+        grad_clip=0.9,
+    )
+    config.data.num_seq = 6_000
+    config.training.batch_size = 1_000
+    config.training.val_every = 5
+    config.training.snapshot_every = 5
+    return config
+
+
+@register_preset("hmm-two-legacy")
+def _hmm_two_legacy() -> HMMRunConfig:
+    config = _paper_hmm_run(
+        "hmm-two-legacy",
+        "the reference's older 2-state HMM (stay 0.95, 'gaussian' emission, length 150) — "
+        "the HMM of the reference authors' fixture checkpoint",
+        HMMTaskConfig(
+            n_states=2, n_outputs=3, transition="linear_chain", target_prob=None, stay_prob=0.95, emission="gaussian"
+        ),
+        seq_len=150,
+        epochs=1000,
+        grad_clip=0.9,
+    )
+    config.model.h0 = "normal"
+    return config
