@@ -34,6 +34,19 @@ _LAZY: dict[str, str] = {
     "autonomous_collapse": "rnnscope.analysis.fixedpoints",
     "FixedPointReport": "rnnscope.analysis.fixedpoints",
     "vector_field": "rnnscope.analysis.vectorfields",
+    "pretrained": "rnnscope.models.pretrained",
+    "pretrained_config": "rnnscope.models.pretrained",
+    "pretrained_metrics": "rnnscope.models.pretrained",
+    "available_pretrained": "rnnscope.models.pretrained",
+    "TaskRNN": "rnnscope.models.task_rnn",
+    "IBLRunConfig": "rnnscope.config.ibl",
+    "IBLTaskParams": "rnnscope.tasks.ibl",
+    "IBLEnv": "rnnscope.tasks.ibl",
+    "run_session": "rnnscope.tasks.ibl",
+    "observe_session": "rnnscope.tasks.ibl",
+    "BayesianActor": "rnnscope.tasks.ibl",
+    "evaluate_behaviour": "rnnscope.evaluation.behaviour",
+    "BehaviourReport": "rnnscope.evaluation.behaviour",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

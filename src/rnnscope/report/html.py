@@ -48,8 +48,9 @@ def build_run_report(run_path: str | os.PathLike, *, title: str | None = None) -
     figures = _list_figures(root / "figures")
     analyses = _list_analyses(root / "analysis")
     used: set[Path] = set()
+    metrics_section = "behaviour" if (config or {}).get("system") == "ibl" else "emissions"
     for section in SECTIONS:
-        block = _section(section, figures, analyses, metrics, used, root)
+        block = _section(section, figures, analyses, metrics if section.key == metrics_section else None, used, root)
         if block:
             body.append(block)
     body.append("</main>")
@@ -104,7 +105,7 @@ def _section(section: Section, figures: list[Path], analyses: dict[str, dict], m
     mine = [f for f in figures if f not in used and _belongs(f, section)]
     used.update(mine)
     tables = []
-    if section.key == "emissions" and metrics:
+    if metrics:
         tables.append(_metrics_table(metrics))
     for stem, data in analyses.items():
         if any(stem.startswith(prefix) for prefix in section.prefixes if prefix):

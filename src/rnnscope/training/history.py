@@ -71,7 +71,7 @@ def append_row(path: str | os.PathLike, row: dict[str, float]) -> None:
     path = Path(path)
     new = not path.is_file()
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
         if new:
             writer.writeheader()
         writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
@@ -84,6 +84,6 @@ def truncate_rows(path: str | os.PathLike, keep) -> None:
     rows = [row for row in read_rows(path) if keep(row)]
     with atomic_path(path) as tmp:
         with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)

@@ -496,7 +496,7 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 def _append_history(path: Path, row: dict[str, float]) -> None:
     new = not path.is_file()
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
         if new:
             writer.writeheader()
         writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
@@ -507,7 +507,7 @@ def _truncate_history(path: Path, last_step: int) -> None:
     rows = [row for row in _read_rows(path) if int(float(row["step"])) <= last_step]
     with atomic_path(path) as tmp:
         with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
 
