@@ -109,7 +109,7 @@ def train_hmm_run(
                 _save_snapshot(run, model, config, 0, lr_index if n_lrs > 1 else None)
             for epoch in range(start_epoch, tcfg.epochs + 1):
                 row = _run_epoch(model, optimizer, generator, loss_fn, data, config, lr_index, epoch, device)
-                _check_divergence(row, counters, run, lr_index, epoch, tcfg.divergence_factor)
+                _check_divergence(row, model, counters, run, lr_index, epoch, tcfg.divergence_factor)
                 if math.isfinite(row["val_loss"]) and row["val_loss"] < counters["best_val_loss"]:
                     counters.update(best_val_loss=row["val_loss"], best_epoch=epoch, best_lr_index=lr_index)
                     save_checkpoint(model, run.best_checkpoint, metadata=_best_metadata(row, config))
@@ -210,17 +210,30 @@ def validation_loss(model: torch.nn.Module, loss_fn, data: HMMData, config: HMMR
 
 
 def _check_divergence(
-    row: dict[str, float], counters: dict[str, Any], run: RunDir, lr_index: int, epoch: int, factor: float
+    row: dict[str, float],
+    model: torch.nn.Module,
+    counters: dict[str, Any],
+    run: RunDir,
+    lr_index: int,
+    epoch: int,
+    factor: float,
 ) -> None:
+    """Raise ``TrainingDiverged`` (before anything of this epoch is saved) if the epoch went wrong."""
     loss = row["train_loss"]
+    weights_finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
     reference = counters.get("reference_loss")
-    if reference is None and math.isfinite(loss):
+    if reference is None and math.isfinite(loss) and weights_finite:
         counters["reference_loss"] = loss
         return
     exploded = reference is not None and abs(loss) > factor * max(abs(reference), 1e-12)
-    if math.isfinite(loss) and math.isfinite(row["grad_norm"]) and not exploded:
+    if math.isfinite(loss) and math.isfinite(row["grad_norm"]) and weights_finite and not exploded:
         return
-    what = "a non-finite loss" if not math.isfinite(loss) else f"a loss of {loss:.4g} (> {factor:g} × the first epoch's)"
+    if not weights_finite:
+        what = "non-finite weights"
+    elif not math.isfinite(loss):
+        what = "a non-finite loss"
+    else:
+        what = f"a loss of {loss:.4g} (> {factor:g} × the first epoch's)"
     kept = f"the last good state is in {run.last_state}" if run.last_state.is_file() else "no epoch had finished"
     raise TrainingDiverged(
         f"training diverged at epoch {epoch} (learning rate #{lr_index}): {what}; {kept}. "
